@@ -1,0 +1,16 @@
+"""VPM-Net text-to-image person retrieval in MindSpore: CLIP + VPT prompts + KAN adapters + MINP loss."""
+__version__ = "0.1.0"
+
+
+def build_model(config, num_classes=None):
+    """The VPMNet cell described by `config` (see `vpmnet.model.build_model`)."""
+    from vpmnet.model import build_model as _build
+
+    return _build(config, num_classes=num_classes)
+
+
+def load(path):
+    """A retrieval model from a training checkpoint or an export folder (see `vpmnet.inference.load`)."""
+    from vpmnet.inference import load as _load
+
+    return _load(path)

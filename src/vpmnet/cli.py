@@ -1,0 +1,48 @@
+"""The `vpmnet` command: one verb per stage, each implemented by a module with `add_arguments` and `run`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb -> module; modules are imported only when their verb runs, so `vpmnet --help` stays fast.
+COMMANDS = {
+    "convert-clip": ("vpmnet.clip.convert", "convert CLIP weights (Hugging Face, OpenAI .pt, IRRA) to MindSpore"),
+    "synth": ("vpmnet.data.synth", "generate the synthetic pedestrian dataset (CUHK-PEDES format)"),
+    "data-info": ("vpmnet.data.info", "validate a dataset and print its statistics"),
+    "params": ("vpmnet.params", "count trainable and frozen parameters of a config"),
+    "train": ("vpmnet.train", "train a model from a config"),
+    "eval": ("vpmnet.evaluate", "evaluate a checkpoint: R1/R5/R10/mAP/mINP"),
+    "export": ("vpmnet.export", "export the image and text encoders as MindIR"),
+    "index": ("vpmnet.search.index", "embed a folder of person images into a searchable index"),
+    "search": ("vpmnet.search.query", "search an index with text descriptions"),
+}
+
+
+class CommandError(RuntimeError):
+    """An error the user can fix; printed without a traceback."""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="vpmnet", description=__doc__.split(":")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for verb, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+    # Parse the verb first, then let its module declare its own arguments.
+    args, _ = parser.parse_known_args(argv)
+    module = importlib.import_module(args._module)
+    verb_parser = argparse.ArgumentParser(prog=f"vpmnet {args.command}", description=COMMANDS[args.command][1])
+    module.add_arguments(verb_parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb_args = verb_parser.parse_args(argv[argv.index(args.command) + 1:])
+    try:
+        return int(module.run(verb_args) or 0)
+    except (CommandError, FileNotFoundError, ValueError) as exc:
+        print(f"vpmnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
