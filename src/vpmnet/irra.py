@@ -1,0 +1,58 @@
+"""IRRA's implicit relation reasoning: masked caption tokens attend to image tokens and predict the masked words."""
+from __future__ import annotations
+
+from mindspore import nn
+from mindspore.common.initializer import Normal, initializer
+
+from vpmnet.clip.transformer import LayerNorm, MultiheadAttention, QuickGELU, Transformer
+
+
+class MLMHead(nn.Cell):
+    """dense -> QuickGELU -> LayerNorm -> vocabulary logits."""
+
+    def __init__(self, width: int, vocab_size: int, proj_std: float, fc_std: float):
+        super().__init__()
+        self.dense = nn.Dense(width, width, weight_init=Normal(fc_std))
+        self.gelu = QuickGELU()
+        self.ln = LayerNorm(width)
+        self.fc = nn.Dense(width, vocab_size, weight_init=Normal(proj_std))
+
+    def construct(self, x):
+        return self.fc(self.ln(self.gelu(self.dense(x))))
+
+
+class ImplicitRelationReasoning(nn.Cell):
+    """One cross-attention (no residual, as IRRA), `depth` self-attention blocks, and the MLM head.
+
+    Parameter names keep IRRA's words (`cross_attn`, `cross_modal_transformer`, `mlm_head`) because its
+    learning-rate rule matches on them (reference notes §1d).
+    """
+
+    def __init__(self, width: int, depth: int, vocab_size: int, flash: bool = False):
+        super().__init__()
+        heads = max(1, width // 64)
+        scale = width ** -0.5
+        proj_std, attn_std, fc_std = scale * (2 * depth) ** -0.5, scale, (2 * width) ** -0.5
+        self.cross_attn = MultiheadAttention(width, heads, flash=flash)
+        self.cross_modal_transformer = Transformer(width, depth, heads, flash=flash)
+        self.ln_pre_t = LayerNorm(width)
+        self.ln_pre_i = LayerNorm(width)
+        self.ln_post = LayerNorm(width)
+        self.mlm_head = MLMHead(width, vocab_size, proj_std, fc_std)
+        attentions = [self.cross_attn] + [b.attn for b in self.cross_modal_transformer.resblocks]
+        for attn in attentions:
+            attn.in_proj_weight.set_data(_normal(attn.in_proj_weight.shape, attn_std))
+            attn.out_proj.weight.set_data(_normal(attn.out_proj.weight.shape, proj_std))
+        for block in self.cross_modal_transformer.resblocks:
+            block.mlp[0].weight.set_data(_normal(block.mlp[0].weight.shape, fc_std))
+            block.mlp[2].weight.set_data(_normal(block.mlp[2].weight.shape, proj_std))
+
+    def construct(self, text_tokens, image_tokens):
+        """text_tokens [B,L,D] of the masked caption, image_tokens [B,N,D] -> vocabulary logits [B,L,V]."""
+        x = self.cross_attn(self.ln_pre_t(text_tokens), self.ln_pre_i(image_tokens))
+        x = self.ln_post(self.cross_modal_transformer(x))
+        return self.mlm_head(x)
+
+
+def _normal(shape, std):
+    return initializer(Normal(std), shape)
