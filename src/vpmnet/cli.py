@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for verb, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p = sub.add_parser(verb, help=help_text, add_help=False)
         p.set_defaults(_module=module)
     # Parse the verb first, then let its module declare its own arguments.
     args, _ = parser.parse_known_args(argv)

@@ -1,6 +1,8 @@
 """VPMNet: CLIP encoders with VPT prompts, KAN adapters on the global features, IRRA heads, and the losses."""
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Optional
 
@@ -8,9 +10,10 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 
-from vpmnet import losses
+from vpmnet import checkpoint, losses
+from vpmnet.clip.config import CLIPConfig
 from vpmnet.clip.model import CLIP
-from vpmnet.config import Config
+from vpmnet.config import Config, from_dict
 from vpmnet.irra import ImplicitRelationReasoning
 from vpmnet.kan import KANAdapter
 from vpmnet.prompts import prompted_layers
@@ -35,11 +38,10 @@ class VPMNet(nn.Cell):
             kan_args = (cfg.kan.hidden, cfg.kan.grid_size, cfg.kan.spline_order, tuple(cfg.kan.grid_range))
             self.image_adapter = KANAdapter(dim, *kan_args)
             self.text_adapter = KANAdapter(dim, *kan_args)
-        self.names = tuple(cfg.loss.names)
-        self.weights = tuple(cfg.loss.weight(n) for n in self.names)
-        self.logit_scale = cfg.loss.logit_scale
+        self.losses = losses.LossComposer.from_config(cfg.loss)
         self.minp = cfg.loss.minp
-        needs_logits = "id" in self.names or ("minp" in self.names and self.minp.form == "identity")
+        names = tuple(cfg.loss.names)
+        needs_logits = "id" in names or ("minp" in names and self.minp.form == "identity")
         self.num_classes = num_classes
         if needs_logits:
             if num_classes < 1:
@@ -47,12 +49,13 @@ class VPMNet(nn.Cell):
             # IRRA: weight ~ N(0, 0.001), bias 0.
             self.classifier = nn.Dense(dim, num_classes, weight_init=Normal(0.001), bias_init="zeros")
         self.needs_logits = needs_logits
-        self.use_mlm = "mlm" in self.names
+        self.use_mlm = "mlm" in names
         if self.use_mlm:
             self.irr = ImplicitRelationReasoning(dim, cfg.model.cmt_depth, clip_cfg.text.vocab_size, flash=flash)
         self.masked_global_text = cfg.model.masked_global_text
-        # Contrastive losses must see the global batch: gather features across ranks (AllGather's gradient
-        # is a reduce-scatter, so with mean-reduced gradients the update equals one big batch).
+        # The losses must see the global batch: gather features, logits and pids across ranks. Every rank then
+        # computes the same loss, AllGather's gradient sums the ranks' copies (a reduce-scatter), and the
+        # mean-reducing gradient reducer divides by the world size: the update equals one big batch.
         self.world_size = world_size
         if world_size > 1:
             self.all_gather = ops.AllGather()
@@ -86,30 +89,40 @@ class VPMNet(nn.Cell):
             mlm_tokens = text_tokens if self.masked_global_text else self.clip.text(mlm_ids)[0]
             mlm_scores = self.irr(mlm_tokens, image_tokens).astype(ms.float32)
 
-        all_image, all_text, all_pids = image_feats, text_feats, pids
         if self.world_size > 1:
-            all_image = self.all_gather(image_feats)
-            all_text = self.all_gather(text_feats)
-            all_pids = self.all_gather(pids)
-
-        terms = ()
-        total = ops.zeros((), ms.float32)
-        for name, weight in zip(self.names, self.weights):
-            if name == "sdm":
-                value = losses.sdm_loss(all_image, all_text, all_pids, self.logit_scale)
-            elif name == "itc":
-                value = losses.itc_loss(all_image, all_text, self.logit_scale)
-            elif name == "id":
-                value = losses.id_loss(image_logits, text_logits, pids)
-            elif name == "mlm":
-                value = losses.mlm_loss(mlm_scores, mlm_labels)
-            else:
-                value = losses.minp_loss(all_image, all_text, all_pids, self.minp.alpha, self.minp.beta,
-                                         self.minp.reg, self.minp.form, self.logit_scale, image_logits, text_logits)
-            value = value * weight
-            terms = terms + (value,)
-            total = total + value
+            image_feats, text_feats, pids = (self.all_gather(image_feats), self.all_gather(text_feats),
+                                             self.all_gather(pids))
+            if self.needs_logits:
+                image_logits, text_logits = self.all_gather(image_logits), self.all_gather(text_logits)
+        # MLM stays per rank: its token-level mean is averaged across ranks by the gradient reducer.
+        total, terms = self.losses(image_feats, text_feats, pids, image_logits, text_logits, mlm_scores, mlm_labels)
         return total, terms
+
+
+class ImageEncoder(nn.Cell):
+    """images [B,3,H,W] float32 -> L2-normalised retrieval features [B,D] (what evaluation and export run)."""
+
+    def __init__(self, model: VPMNet):
+        super().__init__()
+        self.model = model
+
+    def construct(self, images):
+        return _l2_normalize(self.model.encode_image(images))
+
+
+class TextEncoder(nn.Cell):
+    """caption ids [B,L] int32 -> L2-normalised retrieval features [B,D]."""
+
+    def __init__(self, model: VPMNet):
+        super().__init__()
+        self.model = model
+
+    def construct(self, ids):
+        return _l2_normalize(self.model.encode_text(ids))
+
+
+def _l2_normalize(x):
+    return x / ops.maximum(ops.norm(x, dim=-1, keepdim=True), 1e-12)
 
 
 def freeze(model: VPMNet, cfg: Config) -> None:
@@ -136,12 +149,24 @@ def freeze(model: VPMNet, cfg: Config) -> None:
             param.requires_grad = False
 
 
+def resolve_architecture(cfg: Config) -> None:
+    """Take the CLIP sizes from `cfg.model.pretrained`'s config.json when that folder exists."""
+    path = os.path.join(cfg.model.pretrained, "config.json") if cfg.model.pretrained else ""
+    if path and os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            cfg.model.clip = from_dict(CLIPConfig, json.load(f), "model.clip.", path)
+
+
 def build_model(cfg: Config, num_classes: Optional[int] = None, world_size: int = 1,
                 load_pretrained: bool = True) -> VPMNet:
     """The VPMNet of `cfg`, with pretrained CLIP weights from `cfg.model.pretrained` if set, frozen per policy.
 
     `num_classes` defaults to 1 for models built only to encode (no training identities known).
     """
+    if load_pretrained and cfg.model.pretrained and not os.path.isdir(cfg.model.pretrained):
+        raise FileNotFoundError(f"model.pretrained: no folder {cfg.model.pretrained} (convert CLIP weights with "
+                                "`vpmnet convert-clip SRC DIR`, or set model.pretrained= to train from scratch)")
+    resolve_architecture(cfg)
     model = VPMNet(cfg, num_classes if num_classes is not None else 1, world_size)
     if load_pretrained and cfg.model.pretrained:
         from vpmnet.clip.weights import load_clip_weights
@@ -149,3 +174,18 @@ def build_model(cfg: Config, num_classes: Optional[int] = None, world_size: int 
         load_clip_weights(model.clip, cfg.model.pretrained)
     freeze(model, cfg)
     return model
+
+
+def model_from_checkpoint(path: str):
+    """(VPMNet in eval mode, config, record, tokenizer) from a checkpoint file or run folder."""
+    from vpmnet.clip.tokenizer import load_tokenizer
+
+    path = checkpoint.resolve(path)
+    weights, _, record = checkpoint.load(path)
+    cfg = from_dict(Config, record["config"], source=path)
+    model = build_model(cfg, record["num_classes"], load_pretrained=False)
+    checkpoint.assign(model, weights, path)
+    model.set_train(False)
+    tokenizer = load_tokenizer(os.path.join(os.path.dirname(path), record.get("tokenizer", "tokenizer")),
+                               context_length=cfg.data.text_length)
+    return model, cfg, record, tokenizer
