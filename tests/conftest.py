@@ -30,3 +30,28 @@ def cli(*args):
     import subprocess
 
     return subprocess.run([sys.executable, "-m", "vpmnet.cli", *map(str, args)], capture_output=True, text=True)
+
+
+TINY = [
+    "model.pretrained=", "model.image_size=[32,16]", "model.cmt_depth=1", "model.clip.embed_dim=24",
+    "model.clip.vision={width: 32, layers: 4, heads: 2, patch_size: 8, stride_size: 8, image_size: [32, 16]}",
+    "model.clip.text={width: 32, layers: 4, heads: 2, context_length: 77, vocab_size: 49408}",
+    "prompts.vision_length=3", "prompts.text_length=2", "kan.hidden=8",
+]
+
+
+def tiny_config(path=None, *overrides):
+    """A config (default: configs/cpu_smoke.yaml) shrunk to a model that builds and steps in a second."""
+    from vpmnet.config import load_config
+
+    path = path or os.path.join(os.path.dirname(TESTS_DIR), "configs", "cpu_smoke.yaml")
+    return load_config(path, TINY + list(overrides))
+
+
+def caption_ids(rng, batch, length=77, vocab=49408, words=(3, 12)):
+    """Random CLIP-style ids: SOT, words, EOT (the largest id), zero padding."""
+    ids = np.zeros((batch, length), np.int32)
+    for row in ids:
+        n = rng.integers(*words)
+        row[0], row[1:n + 1], row[n + 1] = vocab - 2, rng.integers(1, vocab - 3, n), vocab - 1
+    return ids

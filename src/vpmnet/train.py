@@ -48,14 +48,16 @@ def tokenizer_source(cfg: Config) -> Optional[str]:
     return None
 
 
-def make_train_step(model, optimizer, runtime: Runtime, cfg: Config):
-    """One jit-compiled step: loss and gradients, mean across ranks, optional clipping, guarded update."""
+def make_train_step(model, optimizer, runtime: Runtime, cfg: Config, compile: bool = True):
+    """One jit-compiled step: loss and gradients, mean across ranks, optional clipping, guarded update.
+
+    `compile=False` leaves the step eager (in PyNative mode), which tests use to skip compilation.
+    """
     grad_fn = ms.value_and_grad(model, None, optimizer.parameters, has_aux=True)
     reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True) if runtime.world_size > 1 else None
     clip = cfg.train.grad_clip
     shapes = tuple(p.shape for p in optimizer.parameters)
 
-    @ms.jit
     def step(images, caption_ids, mlm_ids, mlm_labels, pids, lr):
         (loss, terms), grads = grad_fn(images, caption_ids, mlm_ids, mlm_labels, pids)
         if reducer is not None:
@@ -68,7 +70,7 @@ def make_train_step(model, optimizer, runtime: Runtime, cfg: Config):
         optimizer(grads, lr, ok)
         return loss, terms, ok
 
-    return step
+    return ms.jit(step) if compile else step
 
 
 def _truncate_log(path: str, step: int) -> None:
