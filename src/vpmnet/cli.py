@@ -24,7 +24,7 @@ class CommandError(RuntimeError):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="vpmnet", description=__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(prog="vpmnet", description="VPM-Net text-to-image person retrieval in MindSpore")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for verb, (module, help_text) in COMMANDS.items():
@@ -45,4 +45,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m vpmnet.cli` this file is `__main__`; run the imported module so that its
+    # CommandError is the one the verb modules raise.
+    from vpmnet.cli import main as _main
+
+    sys.exit(_main())

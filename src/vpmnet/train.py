@@ -156,10 +156,11 @@ def train(cfg: Config, resume: bool = False) -> dict:
     model.set_train(True)
     while state["epoch"] < cfg.train.epochs and state["global_step"] < total_steps:
         epoch = state["epoch"]
-        loader = build_train_loader(cfg, splits, tokenizer, epoch, runtime.rank, runtime.world_size,
-                                    start_step=state["step_in_epoch"])
         samples_per_step = cfg.train.batch_size
-        for batch in loader.create_tuple_iterator():
+        # A checkpoint written on an epoch's last step resumes straight into that epoch's evaluation.
+        loader = build_train_loader(cfg, splits, tokenizer, epoch, runtime.rank, runtime.world_size,
+                                    start_step=state["step_in_epoch"]) if state["step_in_epoch"] < spe else None
+        for batch in loader.create_tuple_iterator() if loader is not None else ():
             lr = lr_at(state["global_step"], spe, cfg.train)
             images, caption_ids, mlm_ids, mlm_labels, pids = batch[:5]
             loss, terms, ok = train_step(images, caption_ids, mlm_ids, mlm_labels, pids, Tensor(lr, ms.float32))
