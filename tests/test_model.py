@@ -80,3 +80,17 @@ def test_masked_global_text_switch(rng):
         clean = float(model(batch[0], batch[1], batch[1], batch[3], batch[4])[0].asnumpy())
         assert (clean == losses[aliased]) == (not aliased)
     assert losses[True] != losses[False]
+
+
+def test_scoring_only_masked_positions_equals_scoring_all(rng):
+    """`model.mlm_positions` gathers the masked tokens before the vocabulary projection: same loss as IRRA's."""
+    values = []
+    for positions in (0, 5):
+        cfg = tiny_config(None, *SMALL_VOCAB, "loss.names=[mlm]", f"model.mlm_positions={positions}")
+        ms.set_seed(0)
+        model = build_model(cfg, num_classes=3, load_pretrained=False)
+        batch = _batch(np.random.default_rng(2))
+        labels = batch[1].asnumpy() * (np.arange(77) % 3 == 1)     # several masked tokens per caption
+        batch[3] = Tensor(labels.astype(np.int32))
+        values.append(float(model(*batch)[0].asnumpy()))
+    assert values[0] == pytest.approx(values[1], rel=1e-5) and values[0] > 0

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# MindSpore logs every probe of absent Ascend libraries at WARNING level; keep its errors only.
+os.environ.setdefault("GLOG_v", "3")
 
 # verb -> module; modules are imported only when their verb runs, so `vpmnet --help` stays fast.
 COMMANDS = {

@@ -19,6 +19,7 @@ class ModelConfig:
     image_size: Tuple[int, int] = (384, 128)   # H, W (DESIGN §1)
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     cmt_depth: int = 4              # IRR cross-modal transformer layers
+    mlm_positions: int = 24         # masked positions per caption scored by the MLM head; 0 = all (as IRRA)
     masked_global_text: bool = True  # IRRA feeds the MLM-masked caption to SDM/ID too (DESIGN §4)
     attention: str = "vanilla"      # vanilla | flash (Ascend only)
 

@@ -51,7 +51,8 @@ class VPMNet(nn.Cell):
         self.needs_logits = needs_logits
         self.use_mlm = "mlm" in names
         if self.use_mlm:
-            self.irr = ImplicitRelationReasoning(dim, cfg.model.cmt_depth, clip_cfg.text.vocab_size, flash=flash)
+            self.irr = ImplicitRelationReasoning(dim, cfg.model.cmt_depth, clip_cfg.text.vocab_size,
+                                                 clip_cfg.text.context_length, cfg.model.mlm_positions, flash)
         self.masked_global_text = cfg.model.masked_global_text
         # The losses must see the global batch: gather features, logits and pids across ranks. Every rank then
         # computes the same loss, AllGather's gradient sums the ranks' copies (a reduce-scatter), and the
@@ -87,7 +88,8 @@ class VPMNet(nn.Cell):
         if self.use_mlm:
             # With the IRRA aliasing the global branch already encoded the masked caption: reuse it.
             mlm_tokens = text_tokens if self.masked_global_text else self.clip.text(mlm_ids)[0]
-            mlm_scores = self.irr(mlm_tokens, image_tokens).astype(ms.float32)
+            mlm_scores, mlm_labels = self.irr(mlm_tokens, image_tokens, mlm_labels)
+            mlm_scores = mlm_scores.astype(ms.float32)
 
         if self.world_size > 1:
             image_feats, text_feats, pids = (self.all_gather(image_feats), self.all_gather(text_feats),

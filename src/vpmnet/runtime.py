@@ -22,6 +22,8 @@ class Runtime:
 
 def resolve_device(name: str) -> str:
     """`auto` picks Ascend when its runtime is present, else the CPU; an unusable choice is an error."""
+    if name == "CPU":
+        return name
     ascend = ms.device_context.ascend.is_available()
     if name == "auto":
         return "Ascend" if ascend else "CPU"
