@@ -42,6 +42,7 @@ def test_overrides_are_typed(tmp_path):
     ("train.epoch=3", "did you mean train.epochs"),
     ("data.datset=x", "did you mean data.dataset"),
     ("train.epochs=three", "'train.epochs' must be int"),
+    ("train.lr=fast", "'train.lr' must be float"),
     ("prompts.mode=middle", "choose one of none, shallow, deep, tail, portion"),
     ("loss.names=[sdm,foo]", "loss 'foo' is unknown"),
     ("model.image_size=[384]", "list of 2 values"),

@@ -109,7 +109,7 @@ def assign(cell, weights: Dict[str, np.ndarray], source: str) -> None:
     """Copy `weights` into `cell`'s parameters; any missing, unexpected or mis-shaped name is an error."""
     import mindspore as ms
 
-    params = {p.name: p for p in cell.get_parameters()}
+    params = dict(cell.parameters_and_names())
     missing = sorted(set(params) - set(weights))
     unexpected = sorted(set(weights) - set(params))
     mismatched = [f"{k}: file {tuple(weights[k].shape)} vs model {tuple(params[k].shape)}"
@@ -124,5 +124,9 @@ def assign(cell, weights: Dict[str, np.ndarray], source: str) -> None:
 
 
 def weights_of(cell) -> Dict[str, np.ndarray]:
-    """Every parameter of `cell` as a NumPy array, by name."""
-    return {p.name: p.asnumpy() for p in cell.get_parameters()}
+    """Every parameter of `cell` as a NumPy array, by its name relative to `cell`.
+
+    Relative names, not `Parameter.name`: wrapping a cell in another (the evaluation and export encoders
+    do) prefixes the latter.
+    """
+    return {name: p.asnumpy() for name, p in cell.parameters_and_names()}

