@@ -128,6 +128,35 @@ def test_export_reloads_as_graphcell_with_equal_outputs(trained, tmp_path):
     assert image_diff <= 1e-5 and text_diff <= 1e-5
 
 
+def test_non_finite_losses_are_skipped_then_stop_the_run(dataset, tmp_path):
+    out = str(tmp_path / "diverged")
+    result = cli(*_train_args(dataset, out), "train.lr=1e30", "train.warmup_epochs=0", "train.grad_clip=0",
+                 "train.max_nonfinite=3")
+    assert result.returncode == 2
+    assert "3 non-finite steps in a row; stopping" in result.stderr and "step skipped" in result.stderr
+    state = _record(out)["state"]
+    assert state["nonfinite"] == 3 and state["global_step"] <= 24
+
+
+def test_run_ascend_dry_run_prints_the_msrun_command(tmp_path):
+    run = subprocess.run(["bash", os.path.join(ROOT, "run_ascend.sh"), "--config", SMOKE, "--data-root", "/data",
+                          "--output-dir", str(tmp_path / "out"), "--nodes", "2", "--node-rank", "1",
+                          "--master-addr", "10.0.0.1", "--devices", "8", "--dry-run", "--", "train.epochs=3"],
+                         capture_output=True, text=True,
+                         env=dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]))
+    assert run.returncode == 0, run.stderr
+    command = run.stdout.split()
+    assert command[0] == "msrun"
+    for flag in ("--worker_num=16", "--local_worker_num=8", "--node_rank=1", "--master_addr=10.0.0.1", "--join=True"):
+        assert flag in command
+    assert command[command.index("train") - 1].endswith("cli.py")
+    assert {"device=Ascend", "data.root=/data", "train.epochs=3"} <= set(command)
+    # Without an NPU the real run refuses, naming what is missing.
+    refused = subprocess.run(["bash", os.path.join(ROOT, "run_ascend.sh"), "--config", SMOKE], capture_output=True,
+                             text=True, env=dict(os.environ, ASCEND_HOME_PATH=""))
+    assert refused.returncode == 2 and "no Ascend NPU found" in refused.stderr
+
+
 def test_unknown_config_key_lists_close_matches(dataset, tmp_path):
     result = cli(*_train_args(dataset, str(tmp_path / "x")), "train.epoch=3")
     assert result.returncode == 2 and "did you mean train.epochs" in result.stderr

@@ -14,13 +14,14 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from vpmnet import checkpoint
+from vpmnet.cli import CommandError
 from vpmnet.config import Config, load_config, save_config
 from vpmnet.runtime import Runtime, setup
 
 LOG_NAME = "log.jsonl"
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(CommandError):
     """Too many non-finite losses in a row."""
 
 
