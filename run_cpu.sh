@@ -47,17 +47,21 @@ vpmnet eval --ckpt "$OUT" --split test --json "$OUT/test_metrics.json"
 step "export MindIR encoders -> $OUT/export"
 vpmnet export --ckpt "$OUT" --out "$OUT/export" --check
 
-if python -c "import vpmnet.search.index" 2>/dev/null; then
-  step "index the test gallery and search it"
-  vpmnet index --model "$OUT/export" --images "$DATA/imgs/test" --out "$OUT/gallery.index"
-  vpmnet search --index "$OUT/gallery.index" --topk 5 --sheet "$OUT/search.png" --html "$OUT/search.html" \
-    --query "a woman with long black hair wearing a red coat and blue jeans, carrying a black backpack"
-fi
+step "index the test gallery with the exported encoders and search it"
+vpmnet index --model "$OUT/export" --images "$DATA/imgs/test" --out "$OUT/gallery.safetensors" --overwrite
+# Example descriptions: the first caption of three test identities.
+python - "$DATA/reid_raw.json" > "$OUT/queries.txt" <<'PY'
+import json, sys
+records = [r for r in json.load(open(sys.argv[1])) if r["split"] == "test"]
+print("\n".join(r["captions"][0] for r in records[::len(records) // 3][:3]))
+PY
+vpmnet search --index "$OUT/gallery.safetensors" --queries "$OUT/queries.txt" --topk 5 \
+  --sheet "$OUT/search.png" --html "$OUT/search.html"
 
 step "done in $(( $(date +%s) - START )) s"
+python -c "import json, sys; m = json.load(open(sys.argv[1])); print('synthetic test, text->image: ' + '  '.join(f'{k} {m[k]:.2f}' for k in ('R1', 'R5', 'R10', 'mAP', 'mINP')))" "$OUT/test_metrics.json"
 echo "test metrics:    $OUT/test_metrics.json"
 echo "training curves: $OUT/curves.png   log: $OUT/log.jsonl"
 echo "checkpoints:     $OUT/best.safetensors $OUT/last.safetensors"
 echo "MindIR export:   $OUT/export/"
-[ -f "$OUT/search.png" ] && echo "search results:  $OUT/search.png $OUT/search.html"
-exit 0
+echo "search results:  $OUT/search.png $OUT/search.html (queries in $OUT/queries.txt)"

@@ -30,7 +30,7 @@ def fingerprint(weights: Dict[str, np.ndarray]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _atomic_write(path: str, write) -> None:
+def atomic_write(path: str, write) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
@@ -45,6 +45,11 @@ def _atomic_write(path: str, write) -> None:
             os.remove(tmp)
 
 
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def save(path: str, weights: Dict[str, np.ndarray], record: dict,
          optimizer: Optional[Dict[str, np.ndarray]] = None) -> dict:
     """Write `weights` (+ optimizer state) and `record` atomically; returns the record with format and fingerprint."""
@@ -53,9 +58,9 @@ def save(path: str, weights: Dict[str, np.ndarray], record: dict,
     for name, value in (optimizer or {}).items():
         tensors[OPTIMIZER_PREFIX + name] = np.ascontiguousarray(value)
     metadata = {"vpmnet": json.dumps(record)}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     sidecar = os.path.splitext(path)[0] + ".json"
-    _atomic_write(sidecar, lambda tmp: open(tmp, "w", encoding="utf-8").write(json.dumps(record, indent=2)))
+    atomic_write(sidecar, lambda tmp: _write_text(tmp, json.dumps(record, indent=2)))
     return record
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from vpmnet.checkpoint import _atomic_write
+from vpmnet.checkpoint import atomic_write
 
 FORMAT = "vpmnet-index/1"
 METADATA_KEY = "vpmnet_index"
@@ -82,7 +82,7 @@ def write(path: str, index: GalleryIndex) -> None:
         "path_offsets": offsets,
     }
     metadata = {METADATA_KEY: json.dumps(index.header())}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def read_header(path: str) -> dict:

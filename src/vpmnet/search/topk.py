@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from vpmnet.checkpoint import _atomic_write
+from vpmnet.checkpoint import atomic_write
 
 # Gallery rows per chunk: 4,096 x 512 float32 = 8 MB, so an upcast block is still in cache when it is multiplied
 # (2k-4k rows measured fastest for float16 galleries; float32 ones hardly care).
@@ -163,7 +163,7 @@ def cached_faiss(index_path: str, gallery, factory: Optional[str] = None):
     if os.path.isfile(path):
         return faiss.read_index(path)
     index = build_faiss(gallery.embeddings, factory)
-    _atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
+    atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
     for stale in glob.glob(glob.escape(index_path) + ".*.faiss"):
         if stale != path:
             os.remove(stale)
