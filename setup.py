@@ -20,7 +20,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "torch==2.13.0", "transformers", "ftfy", "regex", "scipy"],
+        "test": ["pytest", "torch==2.13.0", "transformers", "ftfy", "regex", "scipy", "faiss-cpu"],
         "faiss": ["faiss-cpu"],
     },
     entry_points={"console_scripts": ["vpmnet=vpmnet.cli:main"]},
