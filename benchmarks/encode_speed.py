@@ -4,7 +4,7 @@ ViT-B/16 at 384x128 and the text encoder at 77 tokens, batch 8 and 32; prints im
 both frameworks, their MindSpore/PyTorch ratio, and the graph compile time. `--quick` runs 4-layer
 towers at batch 8 only.
 
-    python benchmarks/encode_speed.py [--quick] [--repeats N]
+    python benchmarks/encode_speed.py [--quick] [--repeats N] [--threads N]
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from vpmnet.clip.convert import convert
 
 IMAGE_SIZE = (384, 128)
 SOT, EOT = 49406, 49407
-# Seconds of rest before each timed call: either framework's worker threads keep spinning for a while after
-# a call and, in one process, steal the cores from the other's next call.
+# Seconds of rest before each timed call, so that worker threads still spinning after one framework's call
+# (OpenMP spins before it sleeps) do not overlap the other framework's timed call in this process.
 SETTLE = 1.0
 
 
@@ -77,11 +77,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4-layer towers, batch 8 only")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per framework (the best counts)")
+    parser.add_argument("--threads", type=int,
+                        help="threads for both frameworks (default: each its own); 1 is the fairer comparison on a "
+                             "loaded machine, where a 2-thread OpenMP matmul loses far more than MindSpore's pool")
     args = parser.parse_args(argv)
     layers, batches = (4, [8]) if args.quick else (12, [8, 32])
 
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        ms.device_context.cpu.op_tuning.threads_num(args.threads)
     model = hf_clip(layers)
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(os.path.join(tmp, "hf"), safe_serialization=True)
@@ -95,7 +101,8 @@ def main(argv=None) -> int:
 
     rng = np.random.default_rng(0)
     print(f"CLIP ViT-B/16 sizes, {layers} layers per tower, fp32, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), MindSpore {ms.__version__} graph mode; "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), MindSpore {ms.__version__} graph mode "
+          f"({args.threads or 'default'} threads); "
           f"load average {os.getloadavg()[0]:.1f} (other processes skew both frameworks' figures)")
     header = (f"{'encoder':<7} {'batch':>5} {'PyTorch/s':>10} {'MindSpore/s':>12} {'ratio':>6} {'compile s':>10} "
               f"{'max diff':>9}")
