@@ -49,31 +49,28 @@ def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
 _adam_update = ops.MultitypeFuncGraph("adam_update")
 
 
-@_adam_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Bool",
+@_adam_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Bool",
                        "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
-def _update(lr, beta1, beta2, eps, bias1, bias2, step_ok, decoupled, scale, decay, param, m, v, grad):
+def _update(lr, beta1, beta2, eps, bias1, bias2_sqrt, decoupled, scale, decay, param, m, v, grad):
     grad = grad.astype(ms.float32)
     p = param.astype(ms.float32)
     lr = lr * scale
     if not decoupled:
         grad = grad + decay * p      # Adam's coupled L2 (torch.optim.Adam weight_decay)
-    m_new = beta1 * m + (1 - beta1) * grad
-    v_new = beta2 * v + (1 - beta2) * grad * grad
+    m = ops.assign(m, beta1 * m + (1 - beta1) * grad)
+    v = ops.assign(v, beta2 * v + (1 - beta2) * grad * grad)
     if decoupled:
         p = p * (1 - lr * decay)     # AdamW
-    p = p - lr * (m_new / bias1) / (ops.sqrt(v_new / bias2) + eps)
-    # A skipped (non-finite) step leaves parameters and moments untouched.
-    ops.assign(m, ops.select(step_ok, m_new, m))
-    ops.assign(v, ops.select(step_ok, v_new, v))
-    ops.assign(param, ops.select(step_ok, p.astype(param.dtype), param))
-    return step_ok
+    # torch's arrangement: one full-size division per parameter, the bias corrections folded into scalars.
+    p = p - (lr / bias1) * m / (ops.sqrt(v) / bias2_sqrt + eps)
+    return ops.assign(param, p.astype(param.dtype))
 
 
 class Adam(nn.Cell):
     """torch.optim.Adam / AdamW semantics (bias-corrected), with a per-parameter lr multiplier and decay.
 
-    `construct(grads, lr, ok)` applies one step at base learning rate `lr` when the scalar bool `ok` holds.
-    MindSpore's `nn.AdamWeightDecay` has no bias correction (reference notes §3.3), hence this cell.
+    `construct(grads, lr)` applies one step at base learning rate `lr`. MindSpore's `nn.AdamWeightDecay`
+    has no bias correction (reference notes §3.3), hence this cell.
     """
 
     def __init__(self, params, multipliers: Sequence[Tuple[float, float]], betas=(0.9, 0.999), eps=1e-8,
@@ -91,13 +88,12 @@ class Adam(nn.Cell):
         self.decoupled = decoupled
         self.hyper_map = ops.HyperMap()
 
-    def construct(self, grads, lr, ok):
-        step = self.step + ops.select(ok, ops.ones((), ms.int32), ops.zeros((), ms.int32))
-        ops.assign(self.step, step)
-        t = ops.maximum(step, 1).astype(ms.float32)
+    def construct(self, grads, lr):
+        step = ops.assign_add(self.step, ops.ones((), ms.int32))
+        t = step.astype(ms.float32)
         bias1 = 1 - ops.pow(self.beta1, t)
-        bias2 = 1 - ops.pow(self.beta2, t)
-        update = ops.partial(_adam_update, lr, self.beta1, self.beta2, self.eps, bias1, bias2, ok, self.decoupled)
+        bias2_sqrt = ops.sqrt(1 - ops.pow(self.beta2, t))
+        update = ops.partial(_adam_update, lr, self.beta1, self.beta2, self.eps, bias1, bias2_sqrt, self.decoupled)
         return self.hyper_map(update, self.scales, self.decays, self.parameters, self.exp_avg, self.exp_avg_sq, grads)
 
 

