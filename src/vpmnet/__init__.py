@@ -2,11 +2,15 @@
 __version__ = "0.1.0"
 
 
-def build_model(config, num_classes=None):
-    """The VPMNet cell described by `config` (see `vpmnet.model.build_model`)."""
+def build_model(config, num_classes=None, **kwargs):
+    """The VPMNet cell described by `config`: a `vpmnet.config.Config` or a YAML path (see `vpmnet.model.build_model`)."""
     from vpmnet.model import build_model as _build
 
-    return _build(config, num_classes=num_classes)
+    if isinstance(config, (str, bytes)) or hasattr(config, "__fspath__"):
+        from vpmnet.config import load_config
+
+        config = load_config(config)
+    return _build(config, num_classes=num_classes, **kwargs)
 
 
 def load(path):
