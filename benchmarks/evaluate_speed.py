@@ -13,7 +13,15 @@ the similarity matrix exists); the script asserts that both methods give the sam
 `rank()` (`vpmnet.metrics.rank_metrics_argsort`), fed `--ref-rows` rows at a time because all 19,848 rows at
 once would need ~16 GB.
 
-More sections (e.g. training throughput) go in SECTIONS.
+Section "train": CPU training throughput of configs/cpu_smoke.yaml (the `bash run_cpu.sh` model) in samples/s,
+in a fresh process: a synthetic set (120 identities x 4 images at the config's 192x64) in a temporary folder,
+the real input pipeline (`build_train_loader`, the config's 2 workers) feeding the jit train step as `vpmnet
+train` does; the first step (compilation) is timed apart, then 10 steps (4 with --quick) from asking for the
+batch to the loss on the host, each followed by the step alone on the first batch, already in memory (the two
+interleaved, so that both see the same load): the ratio fed / alone is what the pipeline costs when it
+shares the cores with the model. The load average is printed with the figures: the machine may be shared.
+
+More sections go in SECTIONS.
 """
 import argparse
 import concurrent.futures
@@ -107,7 +115,96 @@ def bench_metrics(args):
     print(format_table(figures_by_case))
 
 
-SECTIONS = {"metrics": bench_metrics}
+TRAIN_CONFIG = "configs/cpu_smoke.yaml"
+
+
+def _load_average():
+    import os
+
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _run_training(root, steps):
+    """In a fresh process: cpu_smoke's loop on the synthetic set at `root`; timings in seconds."""
+    import os
+
+    import mindspore as ms
+
+    from vpmnet.clip.tokenizer import load_tokenizer
+    from vpmnet.config import load_config
+    from vpmnet.data import build_train_loader, load_dataset, steps_per_epoch
+    from vpmnet.model import build_model
+    from vpmnet.optim import build_optimizer, lr_at
+    from vpmnet.runtime import setup
+    from vpmnet.train import make_train_step
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(repo, TRAIN_CONFIG), ["device=CPU", f"data.root={root}"])
+    runtime = setup(cfg)
+    splits = load_dataset(cfg.data.dataset, cfg.data.root)
+    model = build_model(cfg, splits.num_classes, load_pretrained=False)
+    step = make_train_step(model, build_optimizer(model, cfg.train), runtime, cfg)
+    spe = steps_per_epoch(cfg, splits)
+    model.set_train(True)
+    tokenizer = load_tokenizer()
+
+    def batches():
+        for epoch in range(steps // spe + 2):
+            yield from build_train_loader(cfg, splits, tokenizer, epoch).create_tuple_iterator()
+
+    def run_step(batch, global_step):
+        loss, terms, ok = step(*batch[:5], ms.Tensor(lr_at(global_step, spe, cfg.train), ms.float32))
+        assert bool(ok.asnumpy()), "non-finite step"
+        return float(loss.asnumpy()), [float(t.asnumpy()) for t in terms]
+
+    feed = batches()
+    start = time.perf_counter()
+    held = next(feed)
+    first_loss, _ = run_step(held, 0)
+    first = time.perf_counter() - start
+    fed, alone = [], []
+    for i in range(steps):   # interleaved, so that both see the same load from other jobs
+        start = time.perf_counter()
+        loss, _ = run_step(next(feed), 2 * i + 1)
+        fed.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        run_step(held, 2 * i + 2)
+        alone.append(time.perf_counter() - start)
+    return {"batch": cfg.train.batch_size, "first": first, "fed": fed, "alone": alone, "spe": spe,
+            "losses": (first_loss, loss), "load": _load_average()}
+
+
+def bench_train(args):
+    import os
+    import statistics
+    import tempfile
+
+    from vpmnet.config import load_config
+    from vpmnet.data.synth import generate
+
+    steps = 4 if args.quick else 10
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    size = tuple(load_config(os.path.join(repo, TRAIN_CONFIG)).model.image_size)
+    print(f"== train: {TRAIN_CONFIG} training throughput on the CPU ({os.cpu_count()} CPUs), "
+          f"load average {_load_average()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "synthetic")
+        counts = generate(root, identities=120, images_per_identity=4, seed=0, size=size)
+        r = _in_fresh_process(_run_training, root, steps)
+    batch = r["batch"]
+    fed, alone = statistics.median(r["fed"]), statistics.median(r["alone"])
+    print(f"synthetic set {size[0]}x{size[1]}: {counts['train']['captions']} training captions, batch {batch}, "
+          f"{r['spe']} steps per epoch; loss {r['losses'][0]:.3f} -> {r['losses'][1]:.3f}")
+    print(f"{'what':<36} {'s/step':>7} {'samples/s':>9}")
+    print(f"{'first step (workers start, compile)':<36} {r['first']:>7.2f} {'':>9}")
+    print(f"{f'training, pipeline-fed ({steps} steps)':<36} {fed:>7.2f} {batch / fed:>9.1f}")
+    print(f"{f'step alone, same batch ({steps} steps)':<36} {alone:>7.2f} {batch / alone:>9.1f}")
+    print(f"(medians; mean of the pipeline-fed steps {batch * steps / sum(r['fed']):.1f} samples/s; "
+          f"fed / alone time ratio {fed / alone:.2f}; compile ~{r['first'] - alone:.0f} s; "
+          f"load average at end {r['load']})")
+
+
+SECTIONS = {"metrics": bench_metrics, "train": bench_train}
 
 
 def main(argv=None):
