@@ -37,7 +37,7 @@ def run(args) -> int:
     cfg = load_config(args.config, overrides)
     summary = train(cfg, resume=args.resume)
     if summary.get("best"):
-        print(f"best {cfg.eval.split} R1 {summary['best']['R1']:.2f} at epoch {summary['best']['epoch']}; "
+        print(f"best {summary['best']['split']} R1 {summary['best']['R1']:.2f} at epoch {summary['best']['epoch']}; "
               f"checkpoints in {cfg.output_dir}")
     return 0
 
@@ -159,6 +159,11 @@ def train(cfg: Config, resume: bool = False) -> dict:
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
 
+    eval_split = cfg.eval.split
+    if not len(getattr(splits, eval_split).captions) and len(splits.test.captions):
+        # ICFG-PEDES ships no validation split: select on test, as IRRA does, and say so.
+        warnings.warn(f"{cfg.data.dataset} has no '{eval_split}' split; `best` is selected on 'test'")
+        eval_split = "test"
     train_step = make_train_step(model, optimizer, runtime, cfg)
     names = list(cfg.loss.names)
     total_steps = cfg.train.epochs * spe
@@ -203,16 +208,17 @@ def train(cfg: Config, resume: bool = False) -> dict:
             state["epoch"] += 1
             state["step_in_epoch"] = 0
         if finished_epoch and (state["epoch"] % cfg.eval.every == 0 or state["epoch"] == cfg.train.epochs):
-            split = getattr(splits, cfg.eval.split)
+            split = getattr(splits, eval_split)
             metrics = None
             if runtime.is_main and split is not None and len(split.captions):
                 metrics = evaluate_model(model, cfg, split, tokenizer)["t2i"]
                 model.set_train(True)
-                log({"step": state["global_step"], "epoch": state["epoch"], "eval": cfg.eval.split, **metrics})
-                progress.note(f"epoch {state['epoch']} {cfg.eval.split}: R1 {metrics['R1']:.2f} R5 {metrics['R5']:.2f} "
+                log({"step": state["global_step"], "epoch": state["epoch"], "eval": eval_split, **metrics})
+                progress.note(f"epoch {state['epoch']} {eval_split}: R1 {metrics['R1']:.2f} R5 {metrics['R5']:.2f} "
                               f"R10 {metrics['R10']:.2f} mAP {metrics['mAP']:.2f} mINP {metrics['mINP']:.2f}")
                 if state["best"] is None or metrics["R1"] > state["best"]["R1"]:
-                    state["best"] = {"epoch": state["epoch"], "step": state["global_step"], **metrics}
+                    state["best"] = {"epoch": state["epoch"], "step": state["global_step"], "split": eval_split,
+                                     **metrics}
                     checkpoint.save(best_path, checkpoint.weights_of(model), record("best"))
         save_last()
     progress.close()
