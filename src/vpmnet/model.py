@@ -130,26 +130,33 @@ class GatherFromRanks(nn.Cell):
         return (self.reduce(dout)[self.rank * rows:(self.rank + 1) * rows],)
 
 
-class ImageEncoder(nn.Cell):
-    """images [B,3,H,W] float32 -> L2-normalised retrieval features [B,D] (what evaluation and export run)."""
+class RetrievalEncoder(nn.Cell):
+    """One modality of VPMNet -> L2-normalised retrieval features [B,D]: what evaluation, search and export run."""
+
+    def __init__(self, model: VPMNet, modality: str):
+        super().__init__()
+        if modality not in ("image", "text"):
+            raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
+        self.model = model
+        self.image = modality == "image"
+
+    def construct(self, inputs):
+        feats = self.model.encode_image(inputs) if self.image else self.model.encode_text(inputs)
+        return _l2_normalize(feats)
+
+
+class ImageEncoder(RetrievalEncoder):
+    """images [B,3,H,W] float32 -> features [B,D]."""
 
     def __init__(self, model: VPMNet):
-        super().__init__()
-        self.model = model
-
-    def construct(self, images):
-        return _l2_normalize(self.model.encode_image(images))
+        super().__init__(model, "image")
 
 
-class TextEncoder(nn.Cell):
-    """caption ids [B,L] int32 -> L2-normalised retrieval features [B,D]."""
+class TextEncoder(RetrievalEncoder):
+    """caption ids [B,L] int32 -> features [B,D]."""
 
     def __init__(self, model: VPMNet):
-        super().__init__()
-        self.model = model
-
-    def construct(self, ids):
-        return _l2_normalize(self.model.encode_text(ids))
+        super().__init__(model, "text")
 
 
 def _l2_normalize(x):
