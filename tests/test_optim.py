@@ -2,7 +2,7 @@
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from vpmnet.config import TrainConfig
 from vpmnet.optim import Adam, lr_at, lr_multipliers

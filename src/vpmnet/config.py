@@ -268,13 +268,15 @@ def load_config(path: Union[str, None] = None, overrides: Sequence[str] = ()) ->
     return data_cfg
 
 
+LOSS_NAMES = ("sdm", "itc", "id", "mlm", "minp")
+MINP_FORMS = ("similarity", "identity", "literal")
 _CHOICES = {
     "device": ("auto", "CPU", "Ascend"),
     "mode": ("graph", "pynative"),
     "model.attention": ("vanilla", "flash"),
     "prompts.mode": ("none", "shallow", "deep", "tail", "portion"),
     "prompts.freeze": ("prompted", "backbone", "none"),
-    "loss.minp.form": ("similarity", "identity", "literal"),
+    "loss.minp.form": MINP_FORMS,
     "data.missing_images": ("error", "skip"),
     "data.sampler": ("random", "identity"),
     "train.optimizer": ("adam", "adamw"),
@@ -282,7 +284,6 @@ _CHOICES = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "eval.split": ("val", "test"),
 }
-LOSS_NAMES = ("sdm", "itc", "id", "mlm", "minp")
 
 
 def get_key(cfg: Config, key: str):

@@ -14,14 +14,14 @@ Every loss casts its inputs to fp32 and returns a 0-d fp32 tensor; all run in Py
 import mindspore as ms
 from mindspore import nn, ops
 
+from vpmnet.config import LOSS_NAMES, MINP_FORMS
+
 __all__ = [
     "sdm_loss", "itc_loss", "id_loss", "mlm_loss", "minp_loss",
     "SDMLoss", "ITCLoss", "IDLoss", "MLMLoss", "MINPLoss", "LossComposer",
     "LOSS_NAMES", "MINP_FORMS",
 ]
 
-LOSS_NAMES = ("sdm", "itc", "id", "mlm", "minp")
-MINP_FORMS = ("similarity", "identity", "literal")
 
 # Floor of the focal factor's base 1 - p: keeps d/dx x^β finite at p = 1 for any β >= 0 (including 0 < β < 1);
 # the value it replaces is multiplied by log p = 0 there, so the loss is unchanged.

@@ -28,7 +28,6 @@ class VPMNet(nn.Cell):
 
     def __init__(self, cfg: Config, num_classes: int, world_size: int = 1, rank: int = 0):
         super().__init__()
-        self.cfg = cfg
         clip_cfg = cfg.model.clip
         flash = cfg.model.attention == "flash"
         self.clip = CLIP(clip_cfg, image_size=cfg.model.image_size, prompts=cfg.prompts, flash=flash)

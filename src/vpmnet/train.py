@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import time
 import warnings
 from typing import Optional
 
 import mindspore as ms
-import numpy as np
 from mindspore import Tensor, nn, ops
 
 from vpmnet import checkpoint
